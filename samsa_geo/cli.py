@@ -66,11 +66,13 @@ def _add_train_parser(subparsers) -> None:
 
 
 def _add_visualize_parser(subparsers) -> None:
-    parser = subparsers.add_parser("visualize", help="Draw the points a trained model sampled.")
-    parser.add_argument("--run", required=True, help="Output folder of 'samsa-geo train modelnet'.")
-    parser.add_argument("--index", type=int, default=0, help="Test cloud to draw.")
-    parser.add_argument("--out", required=True, help="PNG file to write; a .ply file with the "
-                        "same name is written beside it.")
+    parser = subparsers.add_parser("visualize", help="Draw the points or atoms a trained model "
+                                   "sampled.")
+    parser.add_argument("--run", required=True, help="Output folder of 'samsa-geo train'.")
+    parser.add_argument("--index", type=int, default=0, help="Test cloud or molecule to draw.")
+    parser.add_argument("--out", required=True, help="Image to write: a PNG file (for molecules "
+                        "also .svg). For a point cloud, a .ply file with the same name is "
+                        "written beside it.")
     parser.add_argument("--grid", type=int, default=0,
                         help="Draw this many test clouds in one grid image instead of one cloud.")
     parser.add_argument("--mode", default="count", choices=("sampled", "score", "count"),

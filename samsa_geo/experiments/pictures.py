@@ -1,4 +1,5 @@
-"""Pictures of what a trained point-cloud model sampled."""
+"""Pictures of what a trained SAMSA model sampled: points of test clouds, or
+atoms of test molecules."""
 
 import os
 from pathlib import Path
@@ -20,10 +21,10 @@ def load_trained_model(run_dir: os.PathLike):
     """Rebuild the model of a run and load the weights with the best
     validation metric (``best.pt``). Returns ``(run, model)`` in eval mode."""
     run = read_run(run_dir)
-    if run["task"] != "modelnet":
+    if run["model"] not in ("samsa",):
         raise ValueError(
-            f"'samsa-geo visualize' draws point-cloud runs, but '{run_dir}' trained task "
-            f"{run['task']!r}. Draw molecules with samsa_geo.viz.draw_sampling.")
+            f"'{run_dir}' trained the baseline {run['model']!r}, which samples nothing. Pass the "
+            f"folder of a run with --model samsa.")
 
     checkpoint = read_checkpoint(Path(run_dir) / "best.pt")
     if checkpoint is None:
@@ -53,12 +54,14 @@ def _pick_per_class(labels: List[int], count: int) -> List[int]:
 @torch.no_grad()
 def draw_run(run_dir: os.PathLike, out: os.PathLike, index: int = 0, grid: int = 0,
              mode: str = "count", layer: Optional[int] = None, head: Optional[int] = None) -> Path:
-    """Draw the points a trained model sampled on test clouds.
+    """Draw what a trained SAMSA model sampled on its test split.
 
-    With ``grid=0`` it renders test cloud ``index`` to ``out`` (a PNG) and
-    writes the colored cloud to a ``.ply`` file beside it. With ``grid > 0``
-    it renders that many test clouds, one class after another, into one grid
-    image titled with the true and the predicted class.
+    For a point-cloud run with ``grid=0``, it renders test cloud ``index`` to
+    ``out`` (a PNG) and writes the colored cloud to a ``.ply`` file beside
+    it. With ``grid > 0`` it renders that many test clouds, one class after
+    another, into one grid image titled with the true and the predicted
+    class. For a molecule run it draws test molecule ``index`` with RDKit,
+    its sampled atoms highlighted, to ``out`` (PNG or SVG).
 
     Args:
         run_dir (str or os.PathLike): Output folder of ``samsa-geo train``.
@@ -76,6 +79,9 @@ def draw_run(run_dir: os.PathLike, out: os.PathLike, index: int = 0, grid: int =
     view = viz.View(front=Z_UP_FRONT, up=Z_UP)
     run, model = load_trained_model(run_dir)
     test = load_datasets(run)[2]
+    if run["task"] == "zinc":
+        return _draw_molecule(model, test, Path(out), index, mode, layer, head)
+
     classes = getattr(test, "classes", None) or [str(c) for c in range(run["num_classes"])]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -104,4 +110,22 @@ def draw_run(run_dir: os.PathLike, out: os.PathLike, index: int = 0, grid: int =
         tiles.append((data.pos, colors, title))
 
     viz.render_grid(out, tiles, ncols=min(4, len(tiles)), view=view)
+    return out
+
+
+def _draw_molecule(model, test, out: Path, index: int, mode: str, layer: Optional[int],
+                   head: Optional[int]) -> Path:
+    from samsa_geo import viz
+
+    if not 0 <= index < len(test):
+        raise ValueError(f"'index' must lie in [0, {len(test) - 1}] for this test split, got {index}.")
+    data = test[index]
+    if getattr(data, "smiles", None) is None:
+        raise ValueError("The test molecules carry no SMILES, so RDKit cannot draw them. Molecule "
+                         "pictures need the embedded moses data set.")
+
+    prediction, sampling = model(Batch.from_data_list([data]), return_sampling=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    legend = f"target {float(data.y):.2f}, predicted {float(prediction):.2f}"
+    viz.draw_sampling(out, data.smiles, sampling, mode=mode, layer=layer, head=head, legend=legend)
     return out

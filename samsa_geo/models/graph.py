@@ -1,7 +1,7 @@
 """Graph-level models for molecules: SAMSA inside GPS-style layers, and the
 GPS baseline with full multihead attention built from PyG's own layers."""
 
-from typing import Optional
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -10,6 +10,7 @@ from torch_geometric.nn import MLP, GINEConv, GPSConv, global_add_pool
 
 from samsa_geo.encoders import RWSEEncoder
 from samsa_geo.nn import SAMSAGPSConv
+from samsa_geo.nn.samsa_conv import SamplingInfo
 
 # PyG's ZINC encodes atoms with 28 labels and bonds as 1 (single), 2 (double)
 # and 3 (triple); index 0 is unused by bonds but kept so labels index directly.
@@ -84,7 +85,10 @@ class _GraphModel(torch.nn.Module):
         for layer in self.layers:
             x = layer(x, data.edge_index, batch, edge_attr=edge_attr)
 
-        x = global_add_pool(x, batch, size=getattr(data, "num_graphs", 1))
+        return self.readout(x, data)
+
+    def readout(self, x: Tensor, data: Batch) -> Tensor:
+        x = global_add_pool(x, getattr(data, "batch", None), size=getattr(data, "num_graphs", 1))
         return self.head(x)
 
 
@@ -134,6 +138,24 @@ class SAMSAGraphModel(_GraphModel):
                          dropout=dropout, attn_kwargs=attn_kwargs)
             for _ in range(num_layers)
         ])
+
+    def forward(self, data: Batch, return_sampling: bool = False
+                ) -> Union[Tensor, Tuple[Tensor, List[SamplingInfo]]]:
+        """Return ``[B, out_channels]`` predictions, and with
+        :obj:`return_sampling=True` also one :class:`SamplingInfo` per layer
+        (the atoms each head sampled)."""
+        if not return_sampling:
+            return super().forward(data)
+
+        batch = getattr(data, "batch", None)
+        x, edge_attr = self.embedding(data)
+
+        sampling = []
+        for layer in self.layers:
+            x, info = layer(x, data.edge_index, batch, return_sampling=True, edge_attr=edge_attr)
+            sampling.append(info)
+
+        return self.readout(x, data), sampling
 
     def __repr__(self) -> str:
         size = f"k={self.k}" if self.k is not None else f"ratio={self.ratio}"

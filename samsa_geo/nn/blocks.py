@@ -401,23 +401,38 @@ class SAMSAGPSConv(torch.nn.Module):
         x: Tensor,
         edge_index: Tensor,
         batch: Optional[Tensor] = None,
+        return_sampling: bool = False,
         **kwargs,
-    ) -> Tensor:
+    ) -> Union[Tensor, Tuple[Tensor, SamplingInfo]]:
         r"""Runs the forward pass of the module. Keyword arguments go to the
-        local message passing layer."""
+        local message passing layer. With :obj:`return_sampling=True`, it
+        also returns the :class:`SamplingInfo` of the default
+        :class:`SAMSAConv` attention."""
         hs = []
         if self.conv is not None:
             h = self.conv(x, edge_index, **kwargs)
             h = F.dropout(h, p=self.dropout, training=self.training)
             hs.append(self._norm(self.norm1, h + x, batch))
 
-        h = self.attn(x, batch=batch)
+        info = None
+        if return_sampling:
+            if not isinstance(self.attn, SAMSAConv):
+                raise ValueError(
+                    f"return_sampling=True needs SAMSAConv attention, but this layer uses "
+                    f"{self.attn.__class__.__name__}. Call it with return_sampling=False.")
+            h, info = self.attn(x, batch=batch, return_sampling=True)
+        else:
+            h = self.attn(x, batch=batch)
         h = F.dropout(h, p=self.dropout, training=self.training)
         hs.append(self._norm(self.norm2, h + x, batch))
 
         out = sum(hs)
         out = out + self.mlp(out)
-        return self._norm(self.norm3, out, batch)
+        out = self._norm(self.norm3, out, batch)
+
+        if return_sampling:
+            return out, info
+        return out
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, conv={self.conv}, "
