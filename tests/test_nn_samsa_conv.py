@@ -7,6 +7,9 @@ from torch_geometric.loader import DataLoader
 
 from samsa_geo.backend import installed, pure_pytorch
 from samsa_geo.nn import SAMSAConv, SamplingInfo
+from samsa_geo.nn.samsa_conv import _sampling_info
+from samsa_geo.ops import append_registers, samsa_sample, segment_attention
+from samsa_geo.ops.segment import resolve_k
 
 
 def make_batch(sizes, channels=8, seed=0, dtype=torch.float32):
@@ -32,6 +35,8 @@ def graph_rows(batch, graph):
      "SAMSAConv(-1, 8, heads=2, k=4, concat=False)"),
     (dict(in_channels=16, out_channels=8, k=4, num_registers=8),
      "SAMSAConv(16, 8, heads=1, k=4, num_registers=8)"),
+    (dict(in_channels=16, out_channels=8, k=4, score_channels=12),
+     "SAMSAConv(16, 8, heads=1, k=4, score_channels=12)"),
 ])
 def test_samsa_conv_repr(kwargs, expected):
     assert repr(SAMSAConv(**kwargs)) == expected
@@ -49,6 +54,8 @@ def test_samsa_conv_repr(kwargs, expected):
     (dict(k=2, tau=0.0), "'tau'.*got 0.0"),
     (dict(k=2, num_registers=-1), "'num_registers'.*got -1"),
     (dict(k=2, dropout=1.0), "'dropout'.*got 1.0"),
+    (dict(k=2, score_channels=0), "'score_channels'.*got 0"),
+    (dict(k=2, score_channels=4.0), "'score_channels'.*got 4.0"),
 ])
 def test_samsa_conv_invalid_option(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -510,3 +517,108 @@ def test_samsa_conv_pure_pytorch_backend():
         out_pure = conv(x, batch=batch)
 
     assert torch.allclose(out, out_pure, atol=1e-5)
+
+
+@pytest.mark.parametrize("in_channels, score_channels, hidden", [
+    (128, None, 16),
+    (256, None, 32),
+    (32, None, 8),
+    (5, None, 5),
+    (16, 48, 48),
+])
+def test_samsa_conv_score_channels(in_channels, score_channels, hidden):
+    conv = SAMSAConv(in_channels, 4, k=2, score_channels=score_channels)
+
+    assert conv.score_channels == score_channels
+    assert conv.score_mlp[0].weight.shape == (hidden, in_channels)
+    assert conv.score_mlp[2].weight.shape == (in_channels, hidden)
+
+
+def test_samsa_conv_lazy_score_channels():
+    conv = make_conv(in_channels=-1, k=2)
+    x, batch = make_batch([4, 6], channels=80)
+
+    conv(x, batch=batch)
+
+    assert conv.score_channels is None
+    assert conv.score_mlp[0].weight.shape == (10, 80)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("kwargs", [
+    dict(k=3),
+    dict(k=1),
+    dict(ratio=0.4),
+    dict(k=3, num_registers=2),
+    dict(k=4, hard=False),
+])
+def test_samsa_conv_matches_checked_kernels(training, kwargs):
+    # The layer calls the unchecked kernels, and the public ones must agree
+    # bit for bit, in output, sampling and gradients.
+    kwargs = dict(kwargs)
+    k = kwargs.pop("k", None)
+    conv = make_conv(k=k, **kwargs).train(training)
+    x, batch = make_batch([6, 1, 9, 0, 4])
+    x.requires_grad_()
+    ptr = torch.tensor([0, 6, 7, 16, 16, 20])
+    out, info = conv(x, ptr=ptr, return_sampling=True,
+                     generator=torch.Generator().manual_seed(4))
+    inputs = [x] + list(conv.parameters())
+    grads = torch.autograd.grad(out.square().sum(), inputs, allow_unused=True)
+
+    expected, expected_info = checked_forward(conv, x, ptr, torch.Generator().manual_seed(4))
+    expected_grads = torch.autograd.grad(expected.square().sum(), inputs, allow_unused=True)
+
+    assert torch.equal(out, expected)
+    for name in SamplingInfo._fields:
+        assert torch.equal(getattr(info, name), getattr(expected_info, name)), name
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert (grad is None) == (expected_grad is None)
+        assert grad is None or torch.equal(grad, expected_grad)
+
+
+def checked_forward(conv, x, ptr, generator):
+    """Run SAMSAConv's forward pass through the public, checked kernels."""
+    H, C = conv.heads, conv.out_channels
+    x_norm = conv.norm(x)
+    query = conv.lin_query(x_norm).view(-1, H, C)
+    kv = conv.lin_kv(x_norm).view(-1, H, 2 * C)
+    scores = conv.score(x)
+
+    pool_scores, pool_kv, pool_ptr, origin = scores, kv, ptr, None
+    if conv.num_registers > 0:
+        pool_scores, pool_kv, pool_ptr, origin = append_registers(
+            scores, kv, ptr, conv.register_scores, conv.register_kv)
+    k = conv.k if conv.k is not None else resolve_k(ptr[1:] - ptr[:-1], ratio=conv.ratio)
+    if isinstance(k, torch.Tensor):
+        # samsa_sample rejects a zero in a tensor k. An empty graph keeps
+        # min(k_b, 0) = 0 nodes for any k_b, so 1 gives the same result.
+        k = k.clamp(min=1)
+    sample = samsa_sample(pool_scores, pool_kv, conv.temperature, k=k, ptr=pool_ptr,
+                          training=conv.training, hard=conv.hard, generator=generator)
+    key, value = sample.rows.split(C, dim=-1)
+    out = segment_attention(query, key, value, sample.mask, ptr=ptr)
+
+    out = out.reshape(-1, H * C) if conv.concat else out.mean(dim=1)
+    return conv.lin_out(out), _sampling_info(sample.index, sample.mask, scores, origin)
+
+
+def test_samsa_conv_ratio_empty_graph():
+    conv = make_conv(k=None, ratio=0.5)
+    x, _ = make_batch([4, 5])
+    ptr = torch.tensor([0, 4, 4, 9])
+
+    out, info = conv(x, ptr=ptr, return_sampling=True)
+
+    assert out.shape == (9, 8)
+    assert info.mask.sum(-1).tolist() == [[2, 2], [0, 0], [3, 3]]
+
+
+def test_samsa_conv_nan_register_scores():
+    conv = make_conv(k=3, num_registers=2)
+    x, batch = make_batch([4, 5])
+    with torch.no_grad():
+        conv.register_scores[1, 0] = float("nan")
+
+    with pytest.raises(ValueError, match="'scores' contains 2 NaN"):
+        conv(x, batch=batch)

@@ -7,6 +7,7 @@ from samsa_geo.ops import (
     segment_topk,
     samsa_sample,
 )
+from samsa_geo.ops.sampling import _samsa_sample
 
 HEADS, DIM = 2, 3
 
@@ -294,3 +295,44 @@ def test_samsa_sample_cuda_training():
 
     assert result.rows.device.type == "cuda"
     assert torch.isfinite(scores.grad).all()
+
+
+@pytest.mark.parametrize("hard", [True, False])
+def test_samsa_sample_tensor_k_uneven(hard):
+    # The small graph keeps more nodes than the large one, so the widest
+    # top-2k list (3) is narrower than 2 * max k_b = 6.
+    scores, values, tau, ptr = make_inputs([8, 3])
+    k = torch.tensor([1, 3])
+    result = samsa_sample(scores, values, tau, k=k, ptr=ptr, training=True, hard=hard,
+                          generator=torch.Generator().manual_seed(2))
+    index, mask = segment_topk(result.scores.detach(), k=k, ptr=ptr)
+    result.rows.sum().backward()
+
+    assert torch.equal(result.index, index)
+    assert torch.equal(result.mask, mask)
+    assert result.mask.sum(-1).tolist() == [[1, 1], [3, 3]]
+
+    # Only the top min(2 k_b, n_b) nodes of each graph get a score gradient.
+    top2k, top2k_mask = segment_topk(result.scores.detach(), k=torch.tensor([2, 3]), ptr=ptr)
+    ranked = torch.zeros(scores.shape, dtype=torch.bool)
+    heads = torch.arange(HEADS).view(1, -1, 1).expand_as(top2k)
+    ranked[top2k[top2k_mask], heads[top2k_mask]] = True
+    assert (scores.grad[~ranked] == 0).all()
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_samsa_sample_unchecked_matches_public(training):
+    scores, values, tau, ptr = make_inputs(SIZES)
+    batch = torch.repeat_interleave(torch.arange(len(SIZES)), torch.tensor(SIZES))
+    sizes = ptr[1:] - ptr[:-1]
+    k_per_graph = sizes.clamp(max=3)
+    expected = samsa_sample(scores, values, tau, k=3, ptr=ptr, training=training,
+                            generator=torch.Generator().manual_seed(3))
+
+    # A wider top-2k list than needed only adds padding.
+    for max_k2 in (None, 6, 12):
+        result = _samsa_sample(scores, values, tau, batch, ptr, k_per_graph, 3, 12,
+                               training=training, generator=torch.Generator().manual_seed(3),
+                               max_k2=max_k2)
+        for name in ("rows", "mask", "index", "scores"):
+            assert torch.equal(getattr(result, name), getattr(expected, name)), (max_k2, name)

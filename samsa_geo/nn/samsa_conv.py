@@ -8,9 +8,9 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn import Linear
 
-from samsa_geo.ops.attention import segment_attention
-from samsa_geo.ops.sampling import append_registers, samsa_sample
-from samsa_geo.ops.segment import check_finite, resolve_k, resolve_segments
+from samsa_geo.ops.attention import _segment_attention
+from samsa_geo.ops.sampling import _append_registers, _samsa_sample
+from samsa_geo.ops.segment import check_finite, ptr_to_batch, resolve_k, resolve_segments
 
 
 class SamplingInfo(NamedTuple):
@@ -81,12 +81,17 @@ class SAMSAConv(torch.nn.Module):
 
     .. note::
         Under :func:`torch.compile`, one forward pass with a :obj:`batch`
-        vector has 21 graph breaks in evaluation and 24 in
-        training (torch 2.13, CPU, pinned by ``tests/test_nn_compile.py``).
-        Each is a host read of tensor values: the input checks of :obj:`x`,
-        :obj:`batch` and :obj:`ptr`, the number of graphs, the per-graph
-        :math:`k_b`, and the number of sampled slots :math:`K = \max_b k_b`,
-        which sets the shape of the sampled keys and values.
+        vector has 4 graph breaks in evaluation and 4 in training (torch
+        2.13, CPU, pinned by ``tests/test_nn_compile.py``). They come from
+        two host reads of tensor values: the checks of :obj:`batch` with the
+        number of graphs, and the largest :math:`k_b` and graph size, which
+        set the shapes of the sampled keys and values and of the padded
+        queries, read together with the finiteness of :obj:`x` and of the
+        scores. The layer checks its inputs once and calls kernels that do
+        not check them again.
+        Batches whose graph sizes vary so much that padding would more than
+        double the work take the sparse top-k and the bucketed attention
+        paths, whose boolean indexing and grouping add breaks.
 
     Args:
         in_channels (int): Size of each input sample, or :obj:`-1` to derive
@@ -125,6 +130,11 @@ class SAMSAConv(torch.nn.Module):
             weights in training. Evaluation never drops. (default: :obj:`0.`)
         bias (bool, optional): If :obj:`False`, the projections learn no
             additive bias. (default: :obj:`True`)
+        score_channels (int, optional): Hidden width of the score
+            network's MLP, which maps :math:`F_{in}` features to
+            :math:`F_{in}`. The MLP runs on every node, so a narrow hidden
+            layer keeps sampling cheap. (default: :obj:`None`, which means
+            :math:`\min(F_{in}, \max(8, \lfloor F_{in} / 8 \rfloor))`)
 
     Shapes:
         - **input:**
@@ -152,9 +162,11 @@ class SAMSAConv(torch.nn.Module):
         learn_tau: bool = True,
         dropout: float = 0.0,
         bias: bool = True,
+        score_channels: Optional[int] = None,
     ):
         super().__init__()
-        _check_options(in_channels, out_channels, heads, k, ratio, num_registers, tau, dropout)
+        _check_options(in_channels, out_channels, heads, k, ratio, num_registers, tau, dropout,
+                       score_channels)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -169,6 +181,7 @@ class SAMSAConv(torch.nn.Module):
         self.learn_tau = learn_tau
         self.dropout = dropout
         self.bias = bias
+        self.score_channels = score_channels
 
         H, C = heads, out_channels
         merged = H * C if concat else C
@@ -202,10 +215,13 @@ class SAMSAConv(torch.nn.Module):
 
         # Importance score s = W_s (x + RMSNorm(MLP(x))), read from the
         # un-normalized input so that the norm does not hide feature scale.
+        hidden = self.score_channels
+        if hidden is None:
+            hidden = min(in_channels, max(8, in_channels // 8))
         self.score_mlp = torch.nn.Sequential(
-            Linear(in_channels, in_channels, bias=self.bias),
+            Linear(in_channels, hidden, bias=self.bias),
             torch.nn.GELU(),
-            Linear(in_channels, in_channels, bias=self.bias),
+            Linear(hidden, in_channels, bias=self.bias),
         )
         self.score_norm = torch.nn.RMSNorm(in_channels)
         self.lin_score = Linear(in_channels, H, bias=self.bias)
@@ -281,29 +297,41 @@ class SAMSAConv(torch.nn.Module):
             generator (torch.Generator, optional): Source of the Gumbel noise,
                 for reproducible draws. (default: :obj:`None`)
         """
-        self._check_input(x)
+        # The inputs are checked once here. The kernels below are the
+        # unchecked variants, which take the segments and maxima computed
+        # here instead of checking and reading them again.
+        self._check_input_shape(x)
         batch, ptr = resolve_segments(x.size(0), batch, ptr, num_graphs, device=x.device)
-        H, C = self.heads, self.out_channels
+        H, C, R = self.heads, self.out_channels, self.num_registers
 
         x_norm = self.norm(x)
         query = self.lin_query(x_norm).view(-1, H, C)
         kv = self.lin_kv(x_norm).view(-1, H, 2 * C)
         scores = self.score(x)
 
-        pool_scores, pool_kv, pool_ptr, origin = scores, kv, ptr, None
-        if self.num_registers > 0:
-            pool_scores, pool_kv, pool_ptr, origin = append_registers(
-                scores, kv, ptr, self.register_scores.to(scores.dtype),
+        pool_scores, pool_kv, pool_batch, pool_ptr, origin = scores, kv, batch, ptr, None
+        if R > 0:
+            pool_scores, pool_kv, pool_ptr, origin = _append_registers(
+                scores, kv, batch, ptr, self.register_scores.to(scores.dtype),
                 self.register_kv.to(kv.dtype))
+            pool_batch = ptr_to_batch(pool_ptr, pool_scores.size(0))
 
-        sample = samsa_sample(
-            pool_scores, pool_kv, self.temperature, k=self._pool_k(ptr), ptr=pool_ptr,
-            training=self.training, hard=self.hard, stochastic=self.stochastic_eval,
+        sizes = ptr[1:] - ptr[:-1]
+        k_per_graph = self._pool_k(sizes, pool_ptr)
+        max_k, n_max, finite = _read_maxima(k_per_graph, sizes, x, pool_scores)
+        if not finite:
+            check_finite(x, "x")
+            check_finite(pool_scores, "scores")
+
+        sample = _samsa_sample(
+            pool_scores, pool_kv, self.temperature, pool_batch, pool_ptr, k_per_graph, max_k,
+            n_max + R, training=self.training, hard=self.hard, stochastic=self.stochastic_eval,
             generator=generator)
         key, value = sample.rows.split(C, dim=-1)
 
         dropout_p = self.dropout if self.training else 0.0
-        out = segment_attention(query, key, value, sample.mask, batch, ptr, dropout_p=dropout_p)
+        out = _segment_attention(query, key, value, sample.mask, batch, ptr, n_max,
+                                 dropout_p=dropout_p)
 
         if self.concat:
             out = out.reshape(-1, H * C)
@@ -321,14 +349,14 @@ class SAMSAConv(torch.nn.Module):
         hidden = self.score_norm(self.score_mlp(x))
         return self.lin_score(x + hidden)
 
-    def _pool_k(self, ptr: Tensor) -> Union[int, Tensor]:
-        # An int k is clipped per graph by the sampler, to the pool size with
-        # registers included. A ratio is a fraction of the real nodes only.
+    def _pool_k(self, sizes: Tensor, pool_ptr: Tensor) -> Tensor:
+        # An int k is clipped per graph to the pool size, registers included.
+        # A ratio is a fraction of the real nodes only.
         if self.k is not None:
-            return self.k
-        return resolve_k(ptr[1:] - ptr[:-1], ratio=self.ratio)
+            return resolve_k(pool_ptr[1:] - pool_ptr[:-1], k=self.k)
+        return resolve_k(sizes, ratio=self.ratio)
 
-    def _check_input(self, x: Tensor) -> None:
+    def _check_input_shape(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or x.dim() != 2:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"'x' must have shape [num_nodes, in_channels], got {shape}.")
@@ -337,7 +365,6 @@ class SAMSAConv(torch.nn.Module):
                 f"'x' has {x.size(-1)} features per node, but the layer was built with "
                 f"in_channels={self.in_channels}. Pass features of that width or build the "
                 f"layer with in_channels=-1.")
-        check_finite(x, "x")
 
     def __repr__(self) -> str:
         options = f"heads={self.heads}, "
@@ -346,6 +373,8 @@ class SAMSAConv(torch.nn.Module):
             options += ", concat=False"
         if self.num_registers > 0:
             options += f", num_registers={self.num_registers}"
+        if self.score_channels is not None:
+            options += f", score_channels={self.score_channels}"
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, {options})"
 
 
@@ -358,6 +387,7 @@ def _check_options(
     num_registers: int,
     tau: float,
     dropout: float,
+    score_channels: Optional[int],
 ) -> None:
     if in_channels == 0 or in_channels < -1:
         raise ValueError(f"'in_channels' must be positive or -1 (lazy), got {in_channels}.")
@@ -371,10 +401,35 @@ def _check_options(
         raise ValueError(f"'tau' must be a positive finite float, got {tau!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"'dropout' must lie in [0, 1), got {dropout!r}.")
+    if score_channels is not None and (
+            isinstance(score_channels, bool) or not isinstance(score_channels, int)
+            or score_channels <= 0):
+        raise ValueError(
+            f"'score_channels' must be a positive int or None (the default width), "
+            f"got {score_channels!r}.")
 
     # resolve_k raises the ValueError for a missing, doubled or invalid k or
     # ratio, so a bad option fails here and not at the first forward pass.
     resolve_k(torch.ones(1, dtype=torch.long), k=k, ratio=ratio)
+
+
+def _read_maxima(
+    k_per_graph: Tensor,
+    sizes: Tensor,
+    x: Tensor,
+    scores: Tensor,
+) -> Tuple[int, int, bool]:
+    """Read the largest kept count, the largest graph size and whether the
+    sums of ``x`` and ``scores`` are finite, in one host read.
+
+    The maxima set the shapes of the sampled keys and of the padded queries.
+    A NaN or an infinity makes a sum non-finite, so a finite result proves
+    both tensors finite. A non-finite result calls for the exact check."""
+    if sizes.numel() == 0:
+        return 0, 0, True
+    finite = torch.isfinite(x.detach().sum()) & torch.isfinite(scores.detach().sum())
+    max_k, n_max, finite = torch.stack([k_per_graph.max(), sizes.max(), finite.long()]).tolist()
+    return max_k, n_max, bool(finite)
 
 
 def _sampling_info(

@@ -168,6 +168,28 @@ def segment_attention(
     """
     batch, ptr = resolve_segments(q.size(0), batch, ptr, k.size(0) if k.dim() == 4 else None, q.device)
     _check_inputs(q, k, v, mask, ptr)
+    if q.size(0) == 0:
+        return q.new_zeros(0, q.size(1), v.size(3))
+
+    n_max = int((ptr[1:] - ptr[:-1]).max())
+    return _segment_attention(q, k, v, mask, batch, ptr, n_max, dropout_p, scale, path)
+
+
+def _segment_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor,
+    batch: Tensor,
+    ptr: Tensor,
+    n_max: int,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    path: Optional[str] = None,
+) -> Tensor:
+    """Run :func:`segment_attention` on checked inputs, with ``batch`` and
+    ``ptr`` from :func:`resolve_segments`, at least one valid key per head of
+    every non-empty graph, and ``n_max``, the largest graph size."""
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(2))
     if q.size(0) == 0:
@@ -182,7 +204,6 @@ def segment_attention(
     attn_mask = mask | ~mask.any(dim=2, keepdim=True)
 
     num_graphs, num_nodes = ptr.numel() - 1, q.size(0)
-    n_max = int((ptr[1:] - ptr[:-1]).max())
     if path is None:
         path = "dense" if num_graphs * n_max <= DENSE_MAX_PADDING * num_nodes else "bucketed"
     if path == "dense":

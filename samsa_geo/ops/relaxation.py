@@ -63,6 +63,10 @@ def _check_inputs(
         raise ValueError(
             f"'tau' must have shape [H] = [{a.size(1)}], got {tuple(tau.shape)}."
         )
+    _check_tau(tau)
+
+
+def _check_tau(tau: Tensor) -> None:
     if tau.numel() > 0 and not bool((tau > 0).all()):
         raise ValueError(
             f"'tau' must be positive, got {tau.detach().tolist()}. "
@@ -273,6 +277,22 @@ def samsa_relaxation(
             positive.
     """
     _check_inputs(a, b, t, u, tau, mask_a, mask_b)
+    return _samsa_relaxation(a, b, t, u, tau, mask_a, mask_b, hard=hard, slope_cap=slope_cap)
+
+
+def _samsa_relaxation(
+    a: Tensor,
+    b: Tensor,
+    t: Tensor,
+    u: Tensor,
+    tau: Tensor,
+    mask_a: Tensor,
+    mask_b: Tensor,
+    hard: bool = True,
+    slope_cap: bool = True,
+) -> Tensor:
+    """Run :func:`samsa_relaxation` without checking its inputs, for callers
+    that build them with consistent shapes and a positive ``tau``."""
     if hard:
         return HardRelaxation.apply(a, b, t, u, tau, mask_a, mask_b, slope_cap)
     return SoftRelaxation.apply(a, b, t, u, tau, mask_a, mask_b)

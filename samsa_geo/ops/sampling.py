@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from samsa_geo.ops.gumbel import gumbel_noise
-from samsa_geo.ops.relaxation import samsa_relaxation
+from samsa_geo.ops.relaxation import _check_tau, _samsa_relaxation
 from samsa_geo.ops.segment import check_finite, resolve_k, resolve_segments
 from samsa_geo.ops.topk import _select_topk
 
@@ -144,26 +144,72 @@ def samsa_sample(
         ``K = max_b k_b``.
     """
     _check_sample_inputs(scores, values, tau)
+    if training:
+        _check_tau(tau)
     batch, ptr = resolve_segments(scores.size(0), batch, ptr, num_graphs, scores.device)
     sizes = ptr[1:] - ptr[:-1]
     k_per_graph = resolve_k(sizes, k, ratio)
 
+    # One host read for the maxima that set the output shapes. A [B] tensor
+    # k may keep more nodes in a smaller graph, so the largest
+    # min(2 k_b, n_b) is read too.
+    max_k, n_max, max_k2 = 0, 0, 0
+    if sizes.numel() > 0:
+        maxima = [k_per_graph.max(), sizes.max(), torch.minimum(2 * k_per_graph, sizes).max()]
+        max_k, n_max, max_k2 = torch.stack(maxima).tolist()
+
+    return _samsa_sample(
+        scores, values, tau, batch, ptr, k_per_graph, max_k, n_max, training=training,
+        hard=hard, stochastic=stochastic, slope_cap=slope_cap, generator=generator,
+        max_k2=max_k2)
+
+
+def _samsa_sample(
+    scores: Tensor,
+    values: Tensor,
+    tau: Tensor,
+    batch: Tensor,
+    ptr: Tensor,
+    k_per_graph: Tensor,
+    max_k: int,
+    n_max: int,
+    training: bool = False,
+    hard: bool = True,
+    stochastic: bool = False,
+    slope_cap: bool = True,
+    generator: Optional[torch.Generator] = None,
+    max_k2: Optional[int] = None,
+) -> SampleResult:
+    """Run :func:`samsa_sample` on checked inputs, without reading the maxima
+    on the host.
+
+    ``batch`` and ``ptr`` come from :func:`resolve_segments` and
+    ``k_per_graph`` from :func:`resolve_k`. ``max_k`` and ``n_max`` are the
+    largest ``k_b`` and graph size. ``max_k2``, the largest
+    ``min(2 k_b, n_b)``, defaults to ``min(2 max_k, n_max)``, which is exact
+    when a larger graph never keeps fewer nodes, as with an int ``k`` or a
+    ``ratio``. A larger ``max_k2``, up to ``n_max``, only adds padding to the
+    top-2k list and gives the same result."""
     if training or stochastic:
         ranked = scores + gumbel_noise(scores, generator=generator)
     else:
         ranked = scores
 
     if not training:
-        index, mask = _select_topk(ranked.detach(), batch, ptr, k_per_graph)
+        index, mask = _select_topk(ranked.detach(), batch, ptr, k_per_graph,
+                                   max_k=max_k, n_max=n_max)
         return SampleResult(_gather_rows(values, index), mask, index, ranked)
 
-    index2, _ = _select_topk(ranked.detach(), batch, ptr, torch.minimum(2 * k_per_graph, sizes))
-    max_k = int(k_per_graph.max()) if k_per_graph.numel() > 0 else 0
+    if max_k2 is None:
+        max_k2 = min(2 * max_k, n_max)
+    sizes = ptr[1:] - ptr[:-1]
+    index2, _ = _select_topk(ranked.detach(), batch, ptr, torch.minimum(2 * k_per_graph, sizes),
+                             max_k=max_k2, n_max=n_max)
     chosen, mask_a, runner, mask_b = _split_ranks(index2, k_per_graph, max_k)
 
     a, b = _gather_rows(ranked, chosen), _gather_rows(ranked, runner)
     t, u = _gather_rows(values, chosen), _gather_rows(values, runner)
-    rows = samsa_relaxation(a, b, t, u, tau, mask_a, mask_b, hard=hard, slope_cap=slope_cap)
+    rows = _samsa_relaxation(a, b, t, u, tau, mask_a, mask_b, hard=hard, slope_cap=slope_cap)
     return SampleResult(rows, mask_a, chosen, ranked)
 
 
@@ -211,7 +257,19 @@ def append_registers(
             f"got {tuple(register_values.shape)}."
         )
     batch, ptr = resolve_segments(scores.size(0), ptr=ptr)
+    return _append_registers(scores, values, batch, ptr, register_scores, register_values)
 
+
+def _append_registers(
+    scores: Tensor,
+    values: Tensor,
+    batch: Tensor,
+    ptr: Tensor,
+    register_scores: Tensor,
+    register_values: Tensor,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Run :func:`append_registers` on checked inputs, with the ``batch`` and
+    ``ptr`` of the real tokens from :func:`resolve_segments`."""
     num_nodes, num_registers = scores.size(0), register_scores.size(0)
     num_graphs = ptr.numel() - 1
     device = scores.device

@@ -26,6 +26,12 @@ def check_finite(x: Tensor, name: str) -> None:
     """
     if not x.is_floating_point() or x.numel() == 0:
         return
+
+    # A NaN or an infinity makes the sum non-finite, so a finite sum proves
+    # every entry finite with one reduction. A sum that overflows from finite
+    # entries falls through to the exact count below, which then passes.
+    if bool(torch.isfinite(x.detach().sum())):
+        return
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         count = int(bad.sum())
@@ -108,13 +114,15 @@ def resolve_segments(
         ptr = ptr.long()
         if ptr.numel() == 0:
             raise ValueError("'ptr' must have at least one entry (ptr[0] = 0), got an empty tensor.")
-        first, last = int(ptr[0]), int(ptr[-1])
+        # One host read for all three checks.
+        decreasing = (ptr[1:] < ptr[:-1]).any()
+        first, last, decreasing = torch.stack([ptr[0], ptr[-1], decreasing.long()]).tolist()
         if first != 0 or last != num_nodes:
             raise ValueError(
                 f"'ptr' must start at 0 and end at the number of nodes ({num_nodes}), "
                 f"got ptr[0]={first} and ptr[-1]={last}."
             )
-        if bool((ptr[1:] < ptr[:-1]).any()):
+        if decreasing:
             raise ValueError(f"'ptr' must be non-decreasing, got {ptr.tolist()[:20]}.")
         if batch is not None and batch.numel() != num_nodes:
             raise ValueError(
@@ -135,20 +143,31 @@ def resolve_segments(
             f"'batch' has {batch.numel()} entries but 'x' has {num_nodes} rows. "
             f"Pass a batch vector with one graph index per node."
         )
-    if num_nodes > 0:
-        if int(batch.min()) < 0:
-            raise ValueError(f"'batch' must be non-negative, got minimum {int(batch.min())}.")
-        if bool((batch[1:] < batch[:-1]).any()):
-            raise ValueError(
-                "'batch' must be sorted in non-decreasing order, as PyG's DataLoader "
-                "produces it. Sort the nodes by graph first, for example with "
-                "'perm = batch.argsort(stable=True)' and indexing every node tensor with 'perm'."
-            )
-        if num_graphs is not None and int(batch[-1]) >= num_graphs:
-            raise ValueError(
-                f"'batch' contains graph index {int(batch[-1])}, but num_graphs={num_graphs}."
-            )
-    return batch, batch_to_ptr(batch, num_graphs)
+    if num_nodes == 0:
+        return batch, batch_to_ptr(batch, num_graphs)
+
+    # One host read for all checks and the number of graphs.
+    unsorted = (batch[1:] < batch[:-1]).any()
+    minimum, unsorted, last = torch.stack([batch.min(), unsorted.long(), batch[-1]]).tolist()
+    if minimum < 0:
+        raise ValueError(f"'batch' must be non-negative, got minimum {minimum}.")
+    if unsorted:
+        raise ValueError(
+            "'batch' must be sorted in non-decreasing order, as PyG's DataLoader "
+            "produces it. Sort the nodes by graph first, for example with "
+            "'perm = batch.argsort(stable=True)' and indexing every node tensor with 'perm'."
+        )
+    if num_graphs is not None and last >= num_graphs:
+        raise ValueError(
+            f"'batch' contains graph index {last}, but num_graphs={num_graphs}."
+        )
+    if num_graphs is None:
+        num_graphs = last + 1
+
+    # In a sorted batch, graph b starts at the first row whose index is >= b.
+    # Unlike bincount, searchsorted has an output shape known before it runs.
+    graphs = torch.arange(num_graphs + 1, dtype=batch.dtype, device=batch.device)
+    return batch, torch.searchsorted(batch, graphs)
 
 
 def resolve_k(

@@ -199,21 +199,29 @@ def _select_topk(
     ptr: Tensor,
     k_per_graph: Tensor,
     path: Optional[str] = None,
+    max_k: Optional[int] = None,
+    n_max: Optional[int] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Run :func:`segment_topk` on checked inputs: ``[N, H]`` finite scores,
     ``batch`` and ``ptr`` from :func:`resolve_segments`, and the ``[B]`` kept
     count of every graph from :func:`resolve_k`. Returns ``[B, H, K]``
     ``(index, mask)``. Callers that have already checked their inputs use it
-    to skip a second check."""
+    to skip a second check.
+
+    ``max_k`` sets the output width ``K``. It must lie in
+    ``[max_b k_b, n_max]``, and slots past ``k_b`` are padding. ``n_max`` is
+    the largest graph size. Callers that know both pass them, which saves a
+    host read. Without them, ``K = max_b k_b``."""
     num_nodes, heads = scores_2d.shape
     num_graphs = ptr.numel() - 1
     if num_nodes == 0:
         index = torch.empty((num_graphs, heads, 0), dtype=torch.long, device=scores_2d.device)
         return index, index.bool()
 
-    # One host read for both maxima, which also set output and grid shapes.
-    sizes = ptr[1:] - ptr[:-1]
-    max_k, n_max = torch.stack([k_per_graph.max(), sizes.max()]).tolist()
+    if max_k is None or n_max is None:
+        # One host read for both maxima, which also set output and grid shapes.
+        sizes = ptr[1:] - ptr[:-1]
+        max_k, n_max = torch.stack([k_per_graph.max(), sizes.max()]).tolist()
 
     if path is None and max_k == 1:
         path = "segment_max"
