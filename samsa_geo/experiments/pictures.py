@@ -32,7 +32,13 @@ def load_trained_model(run_dir: os.PathLike):
                                 f"first, or pass the folder that 'samsa-geo train --out' wrote.")
 
     model = build_model(run)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"The weights in '{Path(run_dir) / 'best.pt'}' do not fit the model that run.json "
+            f"describes, so they were saved by another version of samsa_geo. Train the run "
+            f"again with this version. Details: {str(error).splitlines()[0]}") from error
     return run, model.eval()
 
 
