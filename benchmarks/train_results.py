@@ -58,7 +58,7 @@ def inference_throughput(run: dict, repeats: int = 3) -> float:
 
 def run_one(task: str, model: str, seed: int, epochs: int, sizes, root: Path) -> dict:
     settings = SETTINGS[task]
-    run = dict(task=task, dataset=settings["dataset"], root=None if task == "modelnet" else "data",
+    run = dict(task=task, dataset=settings["dataset"], root=None,
                model=model, channels=settings["channels"], layers=settings["layers"],
                heads=settings["heads"], k=settings["k"], points=settings["points"], registers=0,
                seed=seed, sizes=sizes, out_dir=str(root / task / model / f"seed{seed}"))

@@ -119,16 +119,20 @@ def test_load_checkpoint_all_corrupt(tmp_path):
     (tmp_path / "previous.pt").write_bytes(b"not a checkpoint")
 
     with pytest.warns(UserWarning) as record:
-        assert load_checkpoint(tmp_path) is None
+        with pytest.raises(RuntimeError, match="No checkpoint .* can be read") as error:
+            load_checkpoint(tmp_path)
     messages = " ".join(str(w.message) for w in record)
     assert "last.pt" in messages
     assert "previous.pt" in messages
+    assert str(tmp_path / "last.pt") in str(error.value)
+    assert str(tmp_path / "previous.pt") in str(error.value)
 
 
 def test_load_checkpoint_foreign_file(tmp_path):
     torch.save([1, 2, 3], tmp_path / "last.pt")
     with pytest.warns(UserWarning, match="not a samsa_geo training checkpoint"):
-        assert load_checkpoint(tmp_path) is None
+        with pytest.raises(RuntimeError, match="Move these files away"):
+            load_checkpoint(tmp_path)
 
 
 def test_load_checkpoint_missing(tmp_path):

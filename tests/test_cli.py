@@ -51,7 +51,7 @@ def test_cli_visualize_bad_index(point_run, tmp_path, capsys):
 
 def test_cli_train_zinc_and_draw_molecule(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "zinc", "--out", str(out), "--root", str(tmp_path / "data"), "--epochs", "1"]
+    args = ["train", "zinc", "--out", str(out), "--root", str(tmp_path / "moses"), "--epochs", "1"]
 
     assert main([*args, *TINY_MOLECULES]) == 0
     assert json.loads((out / "results.json").read_text())["metric"] == "mae"
@@ -84,3 +84,24 @@ def test_cli_modelnet_without_files_fails_fast(tmp_path, capsys):
     assert "http" in err
     assert str(tmp_path / "mn") in err
     assert elapsed < 30
+
+
+def test_cli_same_seed_same_run(point_run, tmp_path):
+    again = tmp_path / "again"
+    assert main(["train", "modelnet", "--out", str(again), "--epochs", "1", *TINY_POINTS]) == 0
+
+    first = (point_run / "metrics.jsonl").read_text().splitlines()[0]
+    second = (again / "metrics.jsonl").read_text().splitlines()[0]
+    assert json.loads(first)["train_loss"] == json.loads(second)["train_loss"]
+    assert json.loads(first)["val_metric"] == json.loads(second)["val_metric"]
+
+
+def test_cli_other_settings_keep_run(point_run, capsys):
+    before = (point_run / "run.json").read_text()
+    wider = [arg if arg != "16" else "32" for arg in TINY_POINTS]
+
+    code = main(["train", "modelnet", "--out", str(point_run), "--epochs", "1", *wider])
+
+    assert code == 2
+    assert "channels=16 -> 32" in capsys.readouterr().err
+    assert (point_run / "run.json").read_text() == before

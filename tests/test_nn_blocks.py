@@ -237,3 +237,17 @@ def test_samsa_gps_conv_training_step():
     out.square().mean().backward()
 
     assert conv.attn.lin_score.weight.grad.abs().sum() > 0
+
+
+def test_gps_positional_order_matches_pyg():
+    conv = GINConv(torch.nn.Linear(8, 8))
+    layer = SAMSAGPSConv(8, conv, 2, 0.1, "gelu", k=3)
+
+    assert layer.heads == 2
+    assert layer.dropout == 0.1
+    assert layer.attn.heads == 2
+
+
+def test_gps_rejects_other_attn_type():
+    with pytest.raises(ValueError, match="attn_type='multihead'"):
+        SAMSAGPSConv(8, None, heads=2, k=3, attn_type="multihead")

@@ -26,20 +26,25 @@ def load_molecule_datasets(name: str, root: Optional[str],
             MOSES SMILES), ``"zinc"`` (PyG's ZINC 12k subset) or
             ``"zinc-full"`` (all 250k graphs), the last two from raw files
             under :obj:`root`.
-        root (str, optional): Data folder. (default: ``data``)
+        root (str, optional): The data set's folder, as PyG's ``ZINC`` takes
+            it: raw files in ``root/raw`` (or the archive ``molecules.zip`` in
+            :obj:`root`). ``"zinc"`` and ``"zinc-full"`` share one folder.
+            Required for them; ``"moses"`` defaults to ``data/moses_zinc``.
         sizes (tuple of int, optional): Train, validation and test sizes of
             ``"moses"``. (default: 10,000 / 1,000 / 1,000)
     """
-    root = root or "data"
     pe = AddRandomWalkPE(WALK_LENGTH, attr_name="pe")
 
     if name == "moses":
         kwargs = {} if sizes is None else {"sizes": tuple(sizes)}
-        make = lambda split: MosesZINC(os.path.join(root, "moses_zinc"), split=split,  # noqa: E731
-                                       pre_transform=pe, log=False, **kwargs)
+        make = lambda split: MosesZINC(root or os.path.join("data", "moses_zinc"),  # noqa: E731
+                                       split=split, pre_transform=pe, log=False, **kwargs)
     elif name in ("zinc", "zinc-full"):
-        make = lambda split: ZINC(os.path.join(root, name), subset=name == "zinc",  # noqa: E731
-                                  split=split, pre_transform=pe)
+        if root is None:
+            raise ValueError(f"--dataset {name} requires --root DIR, the folder that contains "
+                             f"ZINC's raw files in DIR/raw or the archive DIR/molecules.zip.")
+        make = lambda split: ZINC(root, subset=name == "zinc", split=split,  # noqa: E731
+                                  pre_transform=pe)
     else:
         raise ValueError(f"Unknown molecule dataset {name!r}. Use one of {DATASETS}.")
 

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
+import torch_geometric
+
 from samsa_geo.experiments.molecules import build_molecule_model, load_molecule_datasets
 from samsa_geo.experiments.points import build_point_model, load_point_datasets
 from samsa_geo.models import count_parameters
@@ -12,6 +14,11 @@ from samsa_geo.training import Results, Task, TrainConfig, check_loaders, fit, m
 
 RUN_FILE = "run.json"
 TASKS = ("modelnet", "zinc")
+
+# Settings that define the model and the data. A run folder trained with one
+# value cannot resume with another.
+FIXED_SETTINGS = ("task", "dataset", "model", "channels", "layers", "heads", "k", "points",
+                  "registers", "sizes")
 
 
 def load_datasets(run: dict):
@@ -62,11 +69,36 @@ def train(run: dict, config: TrainConfig, log: Callable[[str], None] = print) ->
     else:
         task = Task("regression")
 
-    model = build_model(run)
     out_dir = Path(run["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+    _check_same_run(run, out_dir)
 
+    # Seed before the weights are drawn, so that the same seed gives the same run.
+    torch_geometric.seed_everything(config.seed)
+    model = build_model(run)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if _is_rank_zero():
+        (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+
+    log = log if _is_rank_zero() else (lambda line: None)
     log(f"{run['model']} on {run['dataset']}: {len(train_set)} train / {len(val_set)} val / "
         f"{len(test_set)} test graphs, {count_parameters(model):,} parameters")
     return fit(model, *loaders, task=task, config=config, out_dir=out_dir, log=log)
+
+
+def _check_same_run(run: dict, out_dir: Path) -> None:
+    path = out_dir / RUN_FILE
+    if not path.is_file():
+        return
+
+    saved = json.loads(path.read_text())
+    changed = [f"{key}={saved.get(key)!r} -> {run.get(key)!r}" for key in FIXED_SETTINGS
+               if saved.get(key) != run.get(key)]
+    if changed:
+        raise ValueError(
+            f"'{out_dir}' contains a run with other settings ({', '.join(changed)}). Use a new "
+            f"--out folder, or repeat the original settings to resume that run.")
+
+
+def _is_rank_zero() -> bool:
+    # torchrun sets RANK for every process; a plain run has none.
+    return os.environ.get("RANK", "0") == "0"

@@ -301,16 +301,17 @@ class SAMSAGPSConv(torch.nn.Module):
     must return ``[N, channels]``. By default it is a :class:`SAMSAConv`
     with concatenated heads of size ``channels // heads``.
 
+    The positional arguments follow :class:`~torch_geometric.nn.conv.GPSConv`,
+    so ``GPSConv(64, conv, heads=4)`` becomes
+    ``SAMSAGPSConv(64, conv, heads=4, k=16)``. The sample size :obj:`k` or
+    :obj:`ratio` and a custom :obj:`attn` are keyword-only.
+
     Args:
         channels (int): Size of each input sample.
         conv (MessagePassing, optional): The local message passing layer, or
             :obj:`None` for global attention alone.
         heads (int, optional): Number of attention heads of the default
             attention. (default: :obj:`1`)
-        k (int, optional): Number of nodes each head of the default attention
-            samples per graph. (default: :obj:`None`)
-        ratio (float, optional): Fraction of each graph's nodes that each
-            head of the default attention samples. (default: :obj:`None`)
         dropout (float, optional): Dropout probability of intermediate
             embeddings. (default: :obj:`0.`)
         act (str or Callable, optional): The non-linear activation function of
@@ -321,11 +322,18 @@ class SAMSAGPSConv(torch.nn.Module):
             (default: :obj:`"batch_norm"`)
         norm_kwargs (Dict[str, Any], optional): Arguments passed to the
             normalization function. (default: :obj:`None`)
+        attn_type (str, optional): Accepted for the signature of
+            :class:`~torch_geometric.nn.conv.GPSConv`. Only :obj:`"samsa"` is
+            valid. (default: :obj:`"samsa"`)
+        attn_kwargs (Dict[str, Any], optional): Further arguments of the
+            default :class:`SAMSAConv`. (default: :obj:`None`)
+        k (int, optional): Number of nodes each head of the default attention
+            samples per graph. (default: :obj:`None`)
+        ratio (float, optional): Fraction of each graph's nodes that each
+            head of the default attention samples. (default: :obj:`None`)
         attn (torch.nn.Module, optional): The global attention module. If
             given, :obj:`heads`, :obj:`k`, :obj:`ratio` and
             :obj:`attn_kwargs` are not used. (default: :obj:`None`)
-        attn_kwargs (Dict[str, Any], optional): Further arguments of the
-            default :class:`SAMSAConv`. (default: :obj:`None`)
     """
 
     def __init__(
@@ -333,17 +341,23 @@ class SAMSAGPSConv(torch.nn.Module):
         channels: int,
         conv: Optional[MessagePassing],
         heads: int = 1,
-        k: Optional[int] = None,
-        ratio: Optional[float] = None,
         dropout: float = 0.0,
         act: str = "relu",
         act_kwargs: Optional[Dict[str, Any]] = None,
         norm: Optional[str] = "batch_norm",
         norm_kwargs: Optional[Dict[str, Any]] = None,
-        attn: Optional[torch.nn.Module] = None,
+        attn_type: str = "samsa",
         attn_kwargs: Optional[Dict[str, Any]] = None,
+        *,
+        k: Optional[int] = None,
+        ratio: Optional[float] = None,
+        attn: Optional[torch.nn.Module] = None,
     ):
         super().__init__()
+        if attn_type != "samsa":
+            raise ValueError(
+                f"SAMSAGPSConv always uses SAMSA attention, got attn_type={attn_type!r}. Drop "
+                f"'attn_type' when swapping from GPSConv, or pass another module as 'attn'.")
         self.channels = channels
         self.conv = conv
         self.heads = heads

@@ -9,7 +9,12 @@ the model, and calls::
                   Task("regression"), TrainConfig(epochs=100), "runs/zinc")
 """
 
-from samsa_geo.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from samsa_geo.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from samsa_geo.training.config import TrainConfig
 from samsa_geo.training.loaders import check_loaders, check_out_dir, make_loaders
 from samsa_geo.training.loop import NonFiniteLossError, Results, evaluate, fit
@@ -28,6 +33,7 @@ __all__ = [
     "check_out_dir",
     "save_checkpoint",
     "load_checkpoint",
+    "CheckpointError",
     "read_checkpoint",
     "warmup_cosine",
     "warmup_cosine_factor",

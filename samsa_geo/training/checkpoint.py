@@ -110,6 +110,10 @@ def read_checkpoint(path: PathLike) -> Optional[Dict[str, Any]]:
     return state
 
 
+class CheckpointError(RuntimeError):
+    """Checkpoint files of a run exist, but none of them can be read."""
+
+
 def load_checkpoint(out_dir: PathLike) -> Optional[Dict[str, Any]]:
     """Load the newest readable checkpoint of a run directory.
 
@@ -120,14 +124,25 @@ def load_checkpoint(out_dir: PathLike) -> Optional[Dict[str, Any]]:
         out_dir (str or os.PathLike): Run directory.
 
     Returns:
-        The checkpoint dictionary, or :obj:`None` when no readable checkpoint
-        exists.
+        The checkpoint dictionary, or :obj:`None` when the run directory has
+        no checkpoint yet.
+
+    Raises:
+        CheckpointError: If checkpoint files exist but none can be read, so that
+            a finished run is never overwritten by a fresh one.
     """
     out_dir = Path(out_dir)
     for name in (LAST, PREVIOUS):
         state = read_checkpoint(out_dir / name)
         if state is not None:
             return state
+
+    present = [str(out_dir / name) for name in (LAST, PREVIOUS) if (out_dir / name).exists()]
+    if present:
+        raise CheckpointError(
+            f"No checkpoint of '{out_dir}' can be read ({', '.join(present)}). Starting over would "
+            f"overwrite the run, so nothing was changed. Move these files away to train from "
+            f"scratch, or use a new output folder.")
     return None
 
 

@@ -18,6 +18,7 @@ import contextlib
 import numbers
 import os
 import platform
+import tempfile
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -170,6 +171,13 @@ class _Renderer:
     that size."""
 
     def __init__(self, width: int, height: int) -> None:
+        # Without XDG_RUNTIME_DIR, the windowing library prints an error line
+        # for every window, although rendering works.
+        if "XDG_RUNTIME_DIR" not in os.environ:
+            user = getattr(os, "getuid", lambda: 0)()
+            runtime_dir = os.path.join(tempfile.gettempdir(), f"samsa_geo-runtime-{user}")
+            os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = runtime_dir
         self.visualizer = o3d.visualization.Visualizer()
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
             created = self.visualizer.create_window(
