@@ -114,7 +114,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
 
     batch = random_molecules(16 if args.quick else 128)
-    models = {"samsa": SAMSAGraphModel(channels=64, num_layers=10, heads=4, k=16),
+    models = {"samsa": SAMSAGraphModel(channels=64, num_layers=10, heads=4, k=32),
               "gps": GPSGraphModel(channels=64, num_layers=10, heads=4)}
     for name, model in models.items():
         for train in (True, False):

@@ -15,6 +15,8 @@ import statistics
 import time
 from pathlib import Path
 
+from typing import Optional
+
 import torch
 from torch_geometric.loader import DataLoader
 
@@ -32,7 +34,7 @@ SETTINGS = {
     "modelnet": dict(models=("samsa", "full", "pointnet2"), dataset="cad", channels=64, layers=2,
                      heads=4, k=64, points=512, batch_size=16, lr=2e-3, warmup_steps=20,
                      weight_decay=0.05),
-    "zinc": dict(models=("samsa", "gps"), dataset="moses", channels=64, layers=10, heads=4, k=16,
+    "zinc": dict(models=("samsa", "gps"), dataset="moses", channels=64, layers=10, heads=4, k=32,
                  points=0, batch_size=32, lr=1e-3, warmup_steps=200, weight_decay=1e-5),
 }
 
@@ -56,8 +58,9 @@ def inference_throughput(run: dict, repeats: int = 3) -> float:
     return statistics.median(rates)
 
 
-def run_one(task: str, model: str, seed: int, epochs: int, sizes, root: Path) -> dict:
-    settings = SETTINGS[task]
+def run_one(task: str, model: str, seed: int, epochs: int, sizes, root: Path,
+            k: Optional[int] = None) -> dict:
+    settings = dict(SETTINGS[task], **({} if k is None else {"k": k}))
     run = dict(task=task, dataset=settings["dataset"], root=None,
                model=model, channels=settings["channels"], layers=settings["layers"],
                heads=settings["heads"], k=settings["k"], points=settings["points"], registers=0,
@@ -89,12 +92,13 @@ def summarize(rows: list, metric: str) -> list:
     return table
 
 
-def markdown(task: str, table: list, epochs: int, sizes) -> str:
+def markdown(task: str, table: list, epochs: int, sizes, k: Optional[int]) -> str:
     metric = table[0]["metric"]
+    options = (f" --sizes {' '.join(map(str, sizes))}" if sizes else "") + (f" -k {k}" if k else "")
     lines = [f"# Training results: {task}", "",
-             f"{epochs} epochs per run, seeds as listed, CPU (2 cores), command: "
-             f"`python benchmarks/train_results.py --task {task} --epochs {epochs}`"
-             + (f" --sizes {' '.join(map(str, sizes))}" if sizes else ""), "",
+             f"{epochs} epochs per run, CPU (2 cores, one thread per run), command: "
+             f"`OMP_NUM_THREADS=1 python benchmarks/train_results.py --task {task} "
+             f"--epochs {epochs}{options}`", "",
              f"| model | parameters | seeds | test {metric} (mean ± std) | s/epoch (median) | "
              f"train graphs/s | inference graphs/s |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -114,6 +118,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", help="Subset of the task's models.")
     parser.add_argument("--sizes", type=int, nargs=3, help="Train/val/test sizes for zinc.")
     parser.add_argument("--runs", default="runs/results", help="Folder of the training runs.")
+    parser.add_argument("-k", "--k", type=int, help="Tokens each SAMSA head samples, instead of "
+                        "the task's default.")
+    parser.add_argument("--tag", default="", help="Suffix of the result files, for variants.")
     parser.add_argument("--quick", action="store_true", help="One seed, one epoch, small data.")
     args = parser.parse_args()
 
@@ -123,17 +130,17 @@ def main() -> None:
         sizes = sizes or ([200, 50, 50] if args.task == "zinc" else None)
     models = args.models or SETTINGS[args.task]["models"]
 
-    rows = [run_one(args.task, model, seed, epochs, sizes, Path(args.runs))
+    rows = [run_one(args.task, model, seed, epochs, sizes, Path(args.runs), args.k)
             for model in models for seed in seeds]
     metric = "acc" if args.task == "modelnet" else "mae"
     table = summarize(rows, metric)
 
     out = Path("/tmp") if args.quick else RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"training_{args.task}.json").write_text(json.dumps(dict(rows=rows, table=table),
-                                                               indent=2) + "\n")
-    text = markdown(args.task, table, epochs, sizes)
-    (out / f"training_{args.task}.md").write_text(text)
+    name = f"training_{args.task}{args.tag}"
+    (out / f"{name}.json").write_text(json.dumps(dict(rows=rows, table=table), indent=2) + "\n")
+    text = markdown(args.task, table, epochs, sizes, args.k)
+    (out / f"{name}.md").write_text(text)
     print(text)
 
 

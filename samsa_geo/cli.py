@@ -20,7 +20,7 @@ DEFAULTS = {
     "modelnet": dict(dataset="cad", model="samsa", channels=128, layers=4, heads=4, k=128,
                      points=1024, batch_size=16, lr=1e-3, weight_decay=0.05, epochs=100,
                      warmup_steps=200),
-    "zinc": dict(dataset="moses", model="samsa", channels=64, layers=10, heads=4, k=16,
+    "zinc": dict(dataset="moses", model="samsa", channels=64, layers=10, heads=4, k=32,
                  points=0, batch_size=32, lr=1e-3, weight_decay=1e-5, epochs=100,
                  warmup_steps=500),
 }

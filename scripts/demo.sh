@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-runs/demo}
 
 bash scripts/install.sh
-./.venv/bin/samsa-geo train modelnet --out "$out" --epochs "${EPOCHS:-12}" \
+./.venv/bin/samsa-geo train modelnet --out "$out" --epochs "${EPOCHS:-25}" \
     --channels 64 --layers 2 --heads 4 --k 64 --points 512 --batch-size 16 \
     --lr 2e-3 --warmup-steps 20 --no-progress
 ./.venv/bin/samsa-geo visualize --run "$out" --grid 8 --out "$out/sampled_points.png"
