@@ -99,7 +99,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     rows = []
-    point_sizes = [256, 1024] if args.quick else [1024, 4096, 16384]
+    point_sizes = [256, 1024] if args.quick else [1024, 2048, 4096, 16384]
     for num_points in point_sizes:
         num_clouds = max(1, 16384 // num_points) if not args.quick else 2
         batch = random_clouds(num_clouds, num_points)
