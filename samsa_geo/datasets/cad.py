@@ -7,7 +7,6 @@ samples them once into ``datasets/sh3d_furniture.npz``, so loading needs
 neither the Debian package nor a network connection.
 """
 
-import hashlib
 import os
 import os.path as osp
 import pickle
@@ -17,6 +16,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
+
+from samsa_geo.datasets.cache import file_sha256
 
 SPLITS = ("train", "test")
 NPZ_KEYS = ("points", "normals", "labels", "classes", "shape_names", "split")
@@ -42,14 +43,6 @@ def default_npz_path() -> str:
     """
     package_dir = osp.dirname(osp.dirname(osp.abspath(__file__)))
     return osp.join(osp.dirname(package_dir), "datasets", "sh3d_furniture.npz")
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_arrays(arrays: Dict[str, np.ndarray], path: str) -> None:
@@ -188,7 +181,7 @@ class SH3DFurniture(InMemoryDataset):
         self.split = split
         self.path = osp.abspath(path) if path is not None else default_npz_path()
         self._arrays = read_sh3d_npz(self.path)
-        self._source_sha256 = _file_sha256(self.path)
+        self._source_sha256 = file_sha256(self.path)
         self._use_cache = root is not None
         if self._use_cache:
             _remove_unreadable_metadata(osp.join(osp.expanduser(root), "processed"))

@@ -7,7 +7,6 @@ The class keeps PyG's layout and processing: raw meshes in
 """
 
 import glob
-import hashlib
 import json
 import os
 import os.path as osp
@@ -20,6 +19,7 @@ from torch_geometric.datasets import ModelNet as PyGModelNet
 from torch_geometric.io import fs
 from torch_geometric.warnings import warn
 
+from samsa_geo.datasets.cache import file_sha256, replace_atomically
 from samsa_geo.datasets.off import OffFormatError, read_off_files, summarize_skipped
 from samsa_geo.datasets.offline import OfflineDownloadMixin
 
@@ -38,28 +38,6 @@ MODELNET40_CLASSES = [
 ]
 
 _MARKER_VERSION = 1
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _replace_atomically(write: Callable[[str], None], path: str) -> None:
-    # A process killed during write() leaves only the temporary file behind,
-    # never a half-written file under the final name.
-    tmp_path = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def _non_finite_attributes(data: Data) -> List[str]:
@@ -285,14 +263,14 @@ class ModelNet(OfflineDownloadMixin, PyGModelNet):
     def save(cls, data_list: List[Data], path: str) -> None:
         data, slices = cls.collate(data_list)
         content = (data.to_dict(), slices, data.__class__)
-        _replace_atomically(lambda tmp_path: torch.save(content, tmp_path), path)
+        replace_atomically(lambda tmp_path: torch.save(content, tmp_path), path)
 
     def _write_marker(self) -> None:
         files = {}
         for path in self.processed_paths[:2]:
             files[osp.basename(path)] = {
                 "size": osp.getsize(path),
-                "sha256": _file_digest(path),
+                "sha256": file_sha256(path),
             }
         marker = {"version": _MARKER_VERSION, "files": files, "skipped": self._skipped_by_split}
 
@@ -300,7 +278,7 @@ class ModelNet(OfflineDownloadMixin, PyGModelNet):
             with open(tmp_path, "w", encoding="utf-8") as file:
                 json.dump(marker, file, indent=1)
 
-        _replace_atomically(write, self.processed_paths[2])
+        replace_atomically(write, self.processed_paths[2])
 
     def _read_marker(self) -> dict:
         with open(self.processed_paths[2], encoding="utf-8") as file:
@@ -325,7 +303,7 @@ class ModelNet(OfflineDownloadMixin, PyGModelNet):
                 return f"'{path}' is missing"
             if osp.getsize(path) != record["size"]:
                 return f"'{path}' has {osp.getsize(path)} bytes, expected {record['size']}"
-            if _file_digest(path) != record["sha256"]:
+            if file_sha256(path) != record["sha256"]:
                 return f"'{path}' does not match its recorded SHA-256 digest"
         return None
 

@@ -9,7 +9,6 @@ that needs no download.
 """
 
 import gzip
-import hashlib
 import importlib.util
 import json
 import os
@@ -22,6 +21,7 @@ from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.io import fs
 from torch_geometric.warnings import warn
 
+from samsa_geo.datasets.cache import file_sha256, replace_atomically
 from samsa_geo.datasets.molecules import smiles_to_zinc_graphs
 
 SPLITS = ("train", "val", "test")
@@ -85,28 +85,6 @@ def _check_sizes(sizes: Sequence[int]) -> Tuple[int, int, int]:
             f"of train, val and test molecules, for example {DEFAULT_SIZES}."
         )
     return sizes
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _replace_atomically(write: Callable[[str], None], path: str) -> None:
-    """Write ``path`` through a temporary file in the same folder, then
-    rename it, so that a killed process never leaves a partial ``path``."""
-    tmp_path = f"{path}.tmp{os.getpid()}"
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 class MosesZINC(InMemoryDataset):
@@ -240,7 +218,7 @@ class MosesZINC(InMemoryDataset):
 
         for name in self.processed_file_names:
             path = osp.join(cache_dir, name)
-            if not osp.exists(path) or checksums.get(name) != _sha256(path):
+            if not osp.exists(path) or checksums.get(name) != file_sha256(path):
                 return False
         return True
 
@@ -258,7 +236,7 @@ class MosesZINC(InMemoryDataset):
             start += size
 
             self._save_atomically(data_list, path)
-            checksums[osp.basename(path)] = _sha256(path)
+            checksums[osp.basename(path)] = file_sha256(path)
             counts[split] = len(data_list)
 
         manifest = {
@@ -268,7 +246,7 @@ class MosesZINC(InMemoryDataset):
             "num_graphs": counts,
             "sha256": checksums,
         }
-        _replace_atomically(lambda tmp: _write_json(manifest, tmp), manifest_path)
+        replace_atomically(lambda tmp: _write_json(manifest, tmp), manifest_path)
 
     def _build_graphs(self) -> List[Data]:
         path = moses_train_csv()
@@ -324,7 +302,7 @@ class MosesZINC(InMemoryDataset):
     def _save_atomically(self, data_list: List[Data], path: str) -> None:
         data, slices = self.collate(data_list)
         payload = (data.to_dict(), slices, data.__class__)
-        _replace_atomically(lambda tmp: torch.save(payload, tmp), path)
+        replace_atomically(lambda tmp: torch.save(payload, tmp), path)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({len(self)}, split={self.split!r})"
