@@ -622,3 +622,11 @@ def test_samsa_conv_nan_register_scores():
 
     with pytest.raises(ValueError, match="'scores' contains 2 NaN"):
         conv(x, batch=batch)
+
+
+def test_samsa_conv_integer_features_raise():
+    conv = make_conv(in_channels=4, k=2)
+    x = torch.randint(0, 5, (6, 4))
+
+    with pytest.raises(ValueError, match="'x' must contain floating-point features, got dtype torch.int64"):
+        conv(x)

@@ -360,11 +360,14 @@ class SAMSAConv(torch.nn.Module):
         if not isinstance(x, Tensor) or x.dim() != 2:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"'x' must have shape [num_nodes, in_channels], got {shape}.")
+        if not x.is_floating_point():
+            raise ValueError(f"'x' must contain floating-point features, got dtype {x.dtype}. "
+                             f"Convert it with x.float(), or embed integer labels first.")
         if x.size(-1) != self.in_channels:
             raise ValueError(
                 f"'x' has {x.size(-1)} features per node, but the layer was built with "
-                f"in_channels={self.in_channels}. Pass features of that width or build the "
-                f"layer with in_channels=-1.")
+                f"in_channels={self.in_channels}. Pass features of that width, or project them "
+                f"to that width first (a SAMSAConv on its own also accepts in_channels=-1).")
 
     def __repr__(self) -> str:
         options = f"heads={self.heads}, "
