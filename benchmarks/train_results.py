@@ -94,7 +94,11 @@ def summarize(rows: list, metric: str) -> list:
 
 def markdown(task: str, table: list, epochs: int, sizes, k: Optional[int]) -> str:
     metric = table[0]["metric"]
-    options = (f" --sizes {' '.join(map(str, sizes))}" if sizes else "") + (f" -k {k}" if k else "")
+    options = ""
+    if sizes:
+        options += f" --sizes {' '.join(map(str, sizes))}"
+    if k:
+        options += f" -k {k}"
     lines = [f"# Training results: {task}", "",
              f"{epochs} epochs per run, CPU (2 cores, one thread per run), command: "
              f"`OMP_NUM_THREADS=1 python benchmarks/train_results.py --task {task} "

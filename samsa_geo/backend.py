@@ -1,7 +1,7 @@
 """Optional compiled backends and the switch that turns them off.
 
 samsa_geo runs on plain PyTorch. When ``torch-scatter`` or ``torch-cluster``
-is installed, some operations dispatch to them for speed; every such operation
+is installed, some operations dispatch to them for speed. Every such operation
 also has a pure-PyTorch path that returns the same result, and the tests compare
 the two. Set the environment variable ``SAMSA_GEO_PURE=1``, or use
 :func:`pure_pytorch`, to force the pure-PyTorch paths.

@@ -44,6 +44,7 @@ def _add_train_parser(subparsers) -> None:
                         "zinc or zinc-full, and the cache of the built data sets.")
     parser.add_argument("--model", help=f"Point clouds: {', '.join(points.MODELS)}. "
                         f"Molecules: {', '.join(molecules.MODELS)}. (default samsa)")
+
     parser.add_argument("--out", required=True, help="Output folder for checkpoints, metrics and "
                         "results. Running the same command again resumes from it.")
     parser.add_argument("--epochs", type=int)
@@ -53,6 +54,7 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument("--warmup-steps", type=int, help="Steps of linear warm-up before the "
                         "cosine decay.")
     parser.add_argument("--grad-clip", type=float, default=2.0, help="Maximum gradient norm.")
+
     parser.add_argument("--channels", type=int, help="Model width.")
     parser.add_argument("--layers", type=int, help="Number of layers.")
     parser.add_argument("--heads", type=int, help="Attention heads.")
@@ -62,6 +64,7 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument("--points", type=int, help="Points per cloud (point clouds only).")
     parser.add_argument("--sizes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
                         help="Sizes of the moses splits (default 10000 1000 1000).")
+
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accelerator", default="auto", help="auto, cpu or cuda.")
     parser.add_argument("--devices", default="1", help="Devices per node; under torchrun use "

@@ -12,9 +12,9 @@ from samsa_geo.nn import SAMSAConv
 
 # Graph breaks of one SAMSAConv forward pass with a batch vector, measured
 # with torch 2.13 on CPU. They come from two host reads of tensor values
-# (Tensor.tolist): the checks of batch with the number of graphs, and the
-# largest k_b and graph size, which set the sampled and padded shapes,
-# together with the finiteness of x and the scores. The kernels the layer
+# (Tensor.tolist). The first checks batch and counts the graphs. The second
+# reads the largest k_b and graph size, which set the sampled and padded
+# shapes, together with the finiteness of x and the scores. The kernels the layer
 # calls read nothing, in training too. A new count means the layer or a
 # kernel gained or lost a host read.
 EVAL_GRAPH_BREAKS = 4

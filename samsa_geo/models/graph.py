@@ -13,7 +13,8 @@ from samsa_geo.nn import SAMSAGPSConv
 from samsa_geo.nn.samsa_conv import SamplingInfo
 
 # PyG's ZINC encodes atoms with 28 labels and bonds as 1 (single), 2 (double)
-# and 3 (triple); index 0 is unused by bonds but kept so labels index directly.
+# and 3 (triple). Bond index 0 stays unused, so that labels index the table
+# directly.
 NUM_ATOM_TYPES = 28
 NUM_BOND_TYPES = 4
 

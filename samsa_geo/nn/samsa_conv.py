@@ -83,10 +83,10 @@ class SAMSAConv(torch.nn.Module):
         Under :func:`torch.compile`, one forward pass with a :obj:`batch`
         vector has 4 graph breaks in evaluation and 4 in training (torch
         2.13, CPU, pinned by ``tests/test_nn_compile.py``). They come from
-        two host reads of tensor values: the checks of :obj:`batch` with the
-        number of graphs, and the largest :math:`k_b` and graph size, which
-        set the shapes of the sampled keys and values and of the padded
-        queries, read together with the finiteness of :obj:`x` and of the
+        two host reads of tensor values. The first checks :obj:`batch` and
+        counts the graphs. The second reads the largest :math:`k_b` and graph
+        size, which set the shapes of the sampled keys and values and of the
+        padded queries, together with the finiteness of :obj:`x` and of the
         scores. The layer checks its inputs once and calls kernels that do
         not check them again.
         Batches whose graph sizes vary so much that padding would more than
